@@ -1,0 +1,17 @@
+"""carbon-intensity-exporter: grid carbon-intensity forecasts published in Kubernetes.
+
+The public surface is small and re-exported here; everything else is internal and may change.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .model import EmissionsData, Forecast, InvalidForecastError
+
+try:
+    __version__ = version("carbon-intensity-exporter")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without metadata
+    __version__ = "0.0.0"
+
+__all__ = ["EmissionsData", "Forecast", "InvalidForecastError", "__version__"]
