@@ -109,3 +109,116 @@ def test_sigterm_exits_promptly(kubeapi: FakeKubeAPI, tmp_path: Path) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_best_window_words_and_json() -> None:
+    text = run("best-window", "--duration", "2h", "--provider", "Sample", "--no-chart")
+    assert text.returncode == 0, text.stderr
+    assert "Greenest 2h00m window" in text.stdout
+    assert "less than starting now" in text.stdout
+    as_json = run("best-window", "--duration", "2h", "--provider", "Sample", "-o", "json")
+    windows = json.loads(as_json.stdout)
+    assert windows and all(window["duration"] == 120 for window in windows)
+    too_long = run("best-window", "--duration", "48h", "--provider", "Sample")
+    assert too_long.returncode == 1
+    assert "No 48h00m window fits" in too_long.stdout
+
+
+def test_best_window_from_the_configmap(kubeapi: FakeKubeAPI, tmp_path: Path) -> None:
+    env = {"KUBECONFIG": str(kubeapi.kubeconfig(tmp_path / "kubeconfig"))}
+    assert run("run", "--once", "--provider", "Sample", env=env).returncode == 0
+    result = run("best-window", "--duration", "1h", "--from-configmap", "-o", "json", env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)[0]["duration"] == 60
+    missing = run("best-window", "--duration", "1h", "--from-configmap", "kube-system/nope", env=env)
+    assert missing.returncode == 1
+    assert "404" in missing.stderr
+
+
+def _publish(api: FakeKubeAPI, records: list[dict[str, object]]) -> None:
+    import base64
+
+    api.put_object(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "carbon-intensity", "namespace": "kube-system"},
+            "immutable": True,
+            "data": {"numOfRecords": str(len(records))},
+            "binaryData": {"data": base64.b64encode(json.dumps(records).encode()).decode()},
+        }
+    )
+
+
+def test_wait_sleeps_until_the_computed_window(kubeapi: FakeKubeAPI, tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    start = now + timedelta(seconds=4)
+
+    def slot(at: datetime, value: float) -> dict[str, object]:
+        return {"location": "Z", "timestamp": at.strftime("%Y-%m-%dT%H:%M:%SZ"), "duration": 1, "value": value}
+
+    _publish(kubeapi, [slot(start - timedelta(minutes=1), 500), slot(start, 100), slot(start + timedelta(minutes=1), 400)])
+    env = {"KUBECONFIG": str(kubeapi.kubeconfig(tmp_path / "kubeconfig"))}
+    began = time.monotonic()
+    result = run("wait", "--duration", "1m", "--max-delay", "10m", env=env)
+    waited = time.monotonic() - began
+    assert result.returncode == 0, result.stderr
+    assert f"starting at {start.strftime('%Y-%m-%dT%H:%M:%SZ')}" in result.stdout
+    assert "expected average 100.0" in result.stdout
+    assert waited >= (start - now).total_seconds() - 1.5  # it really slept until the window
+
+
+def test_wait_starts_at_once_on_every_failure(kubeapi: FakeKubeAPI, tmp_path: Path) -> None:
+    env = {"KUBECONFIG": str(kubeapi.kubeconfig(tmp_path / "kubeconfig"))}
+    missing = run("wait", "--duration", "1h", "--max-delay", "6h", env=env, timeout=20)
+    assert missing.returncode == 0
+    assert "starting now: cannot use the forecast" in missing.stdout
+    assert "404" in missing.stdout
+    _publish(kubeapi, [{"location": "Z", "timestamp": "2020-01-01T00:00:00Z", "duration": 60, "value": 1.0}])
+    stale = run("wait", "--duration", "1h", "--max-delay", "6h", env=env, timeout=20)
+    assert stale.returncode == 0
+    assert "stale" in stale.stdout
+    kubeapi.deny(verb="get", resource="configmaps")
+    forbidden = run("wait", "--duration", "1h", "--max-delay", "6h", env=env, timeout=20)
+    assert forbidden.returncode == 0
+    assert "403" in forbidden.stdout
+    kubeapi.set_down(True)
+    unreachable = run("wait", "--duration", "1h", "--max-delay", "6h", env=env, timeout=30)
+    assert unreachable.returncode == 0
+    assert "unreachable" in unreachable.stdout
+    no_cluster = run("wait", "--duration", "1h", "--max-delay", "6h", env={"HOME": str(tmp_path)}, timeout=20)
+    assert no_cluster.returncode == 0
+    assert "starting now" in no_cluster.stdout
+
+
+def test_wait_exits_on_sigterm(kubeapi: FakeKubeAPI, tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=1)
+    records = [
+        {"location": "Z", "timestamp": (start + timedelta(hours=i)).strftime("%Y-%m-%dT%H:%M:%SZ"), "duration": 60,
+         "value": value}
+        for i, value in enumerate([500, 400, 100, 300])
+    ]
+    _publish(kubeapi, records)
+    env = {
+        **{key: value for key, value in os.environ.items() if key != "KUBECONFIG"},
+        "KUBECONFIG": str(kubeapi.kubeconfig(tmp_path / "kubeconfig")),
+    }
+    process = subprocess.Popen(
+        [*EXE, "wait", "--duration", "1h", "--max-delay", "6h"], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert "starting at" in line
+        sent = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 143
+        assert time.monotonic() - sent < 5
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

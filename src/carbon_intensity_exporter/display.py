@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 
-from .model import Forecast, format_time
+from .model import EmissionsData, Forecast, format_time
 
 
 def forecast_table(forecast: Forecast, now: datetime, chart: bool = False) -> str:
@@ -28,4 +29,49 @@ def forecast_table(forecast: Forecast, now: datetime, chart: bool = False) -> st
     lines.extend(
         f"{format_time(record.timestamp):<22}{record.duration:>5}  {record.value:.1f}" for record in forecast.records
     )
+    return "\n".join(lines)
+
+
+def _clock(when: datetime) -> str:
+    return when.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _span(delta: timedelta) -> str:
+    minutes = max(0, round(delta.total_seconds() / 60))
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m"
+
+
+def best_window_text(
+    forecast: Forecast, windows: Sequence[EmissionsData], duration: timedelta, now: datetime, chart: bool = False
+) -> str:
+    """The answer in words: when, how green, and the saving against starting now."""
+    from .windows import window_average
+
+    where = f"{forecast.region} ({forecast.location})" if forecast.region else forecast.location
+    if not windows:
+        return f"No {_span(duration)} window fits inside the forecast for {where} in the times asked."
+    best = windows[0]
+    lines = [
+        f"Greenest {_span(duration)} window for {where}: start {_clock(best.timestamp)}"
+        + (f" (in {_span(best.timestamp - now)})" if best.timestamp > now else " (now)")
+        + f", end {_clock(best.end)}",
+    ]
+    average = f"average {best.value:.1f} {forecast.units}"
+    right_now = window_average(forecast.records, now, duration)
+    if right_now is None:
+        lines.append(f"{average}; starting now is not covered by the forecast")
+    elif right_now > 0:
+        saving = (right_now - best.value) / right_now * 100
+        lines.append(f"{average}, {saving:.1f}% less than starting now ({right_now:.1f})")
+    else:
+        lines.append(average)
+    if len(windows) > 1:
+        lines.append(f"{len(windows)} windows tie for the lowest average; the earliest is shown (-o json lists all)")
+    if forecast.sample:
+        lines.append("(SAMPLE DATA: bundled demo forecast, not a real grid)")
+    if chart:
+        from .chart import render_chart
+
+        lines.append(render_chart(forecast.records, highlight=best, now=now, title=f"{where} {forecast.units}"))
     return "\n".join(lines)

@@ -198,5 +198,20 @@ class Forecast:
         """Stale when no record covers ``now``: the consumer would turn eco mode off."""
         return self.at(now) is None
 
+    def best_windows(
+        self, duration: timedelta, start: datetime | None = None, end: datetime | None = None
+    ) -> list[EmissionsData]:
+        """Every greenest window for a job of ``duration`` (see :mod:`.windows` for the semantics)."""
+        from .windows import best_windows
+
+        return best_windows(self.records, duration, start, end)
+
+    def best_window(
+        self, duration: timedelta, start: datetime | None = None, end: datetime | None = None
+    ) -> EmissionsData | None:
+        """The earliest greenest window (``timestamp`` = start, ``value`` = average), or None if none fits."""
+        windows = self.best_windows(duration, start, end)
+        return windows[0] if windows else None
+
     def to_json(self) -> bytes:
         return records_to_json(self.records)
