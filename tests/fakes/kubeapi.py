@@ -412,6 +412,9 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive like a real API server; watch streams are chunked
+    # Go's net/http sets TCP_NODELAY; without it, headers and body in two writes meet the client's delayed
+    # ACK and every response pays ~40 ms that a real API server does not.
+    disable_nagle_algorithm = True
 
     @property
     def api(self) -> FakeKubeAPI:
