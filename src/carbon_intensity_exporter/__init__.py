@@ -5,15 +5,21 @@ The public surface is small and re-exported here; everything else is internal an
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
 from .model import EmissionsData, Forecast, InvalidForecastError
 from .reader import ForecastUnavailableError, read_forecast
 
-try:
-    __version__ = version("carbon-intensity-exporter")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without metadata
-    __version__ = "0.0.0"
+
+
+def __getattr__(name: str) -> str:
+    """``__version__`` on demand: importlib.metadata costs ~20 ms of start-up the loop does not need."""
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("carbon-intensity-exporter")
+        except PackageNotFoundError:  # pragma: no cover - a source tree without metadata
+            return "0.0.0"
+    raise AttributeError(name)
 
 __all__ = [
     "EmissionsData",

@@ -183,6 +183,9 @@ class ConfigMapPublisher:
         name: str = manifest["metadata"]["name"]
         with self._lock:
             self._desired[name] = manifest
+            if not self.active():
+                # Leadership lost while this cycle was fetching: the new leader publishes, not us.
+                raise PublishError(f"not publishing ConfigMap {self._namespace}/{name}: not the leader")
             try:
                 self._delete(name)
                 self._create(manifest, retries=self._create_attempts)
@@ -211,6 +214,8 @@ class ConfigMapPublisher:
         name = manifest["metadata"]["name"]
         delay = self._retry_delay
         for attempt in range(1, retries + 1):
+            if attempt > 1 and not self.active():
+                raise PublishError(f"not creating ConfigMap {self._namespace}/{name}: leadership lost")
             try:
                 self._client.create(ConfigMap.from_dict(manifest), namespace=self._namespace)
                 return True
@@ -229,6 +234,11 @@ class ConfigMapPublisher:
             time.sleep(delay * random.uniform(0.5, 1.5))
             delay = min(delay * 2, 5.0)
         return False  # pragma: no cover - the loop always returns or raises
+
+    def stop_publishing(self) -> None:
+        """At shutdown: wait for an in-flight replace to finish, then refuse new ones (before the Lease goes)."""
+        with self._lock:
+            self.active = lambda: False
 
     def forget(self, name: str) -> None:
         with self._lock:
