@@ -159,7 +159,8 @@ def test_wait_sleeps_until_the_computed_window(kubeapi: FakeKubeAPI, tmp_path: P
     def slot(at: datetime, value: float) -> dict[str, object]:
         return {"location": "Z", "timestamp": at.strftime("%Y-%m-%dT%H:%M:%SZ"), "duration": 1, "value": value}
 
-    _publish(kubeapi, [slot(start - timedelta(minutes=1), 500), slot(start, 100), slot(start + timedelta(minutes=1), 400)])
+    minute = timedelta(minutes=1)
+    _publish(kubeapi, [slot(start - minute, 500), slot(start, 100), slot(start + minute, 400)])
     env = {"KUBECONFIG": str(kubeapi.kubeconfig(tmp_path / "kubeconfig"))}
     began = time.monotonic()
     result = run("wait", "--duration", "1m", "--max-delay", "10m", env=env)

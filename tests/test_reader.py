@@ -60,7 +60,9 @@ def test_best_window_and_staleness() -> None:
     assert forecast.is_stale(start + timedelta(hours=3))
 
 
-def test_the_readme_job_gate_example_runs(kubeapi: FakeKubeAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_readme_job_gate_example_runs(
+    kubeapi: FakeKubeAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The README's example is code: run it against the fake cluster."""
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     match = re.search(r"<!-- example: job-gate -->\n```python\n(.*?)```", readme, re.S)

@@ -11,9 +11,10 @@ from carbon_intensity_exporter.waiting import plan_start, sleep_until
 
 NOW = datetime(2026, 12, 4, 22, 7, tzinfo=UTC)
 HOUR = timedelta(hours=1)
+TOP_OF_HOUR = NOW.replace(minute=0)
 
 
-def hourly(*values: float, start: datetime = NOW.replace(minute=0)) -> Forecast:
+def hourly(*values: float, start: datetime = TOP_OF_HOUR) -> Forecast:
     records = tuple(EmissionsData("Z", start + i * HOUR, 60, v) for i, v in enumerate(values))
     return Forecast(records=records, provider="File", region="westus", location="Z")
 

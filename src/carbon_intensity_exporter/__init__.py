@@ -9,7 +9,6 @@ from .model import EmissionsData, Forecast, InvalidForecastError
 from .reader import ForecastUnavailableError, read_forecast
 
 
-
 def __getattr__(name: str) -> str:
     """``__version__`` on demand: importlib.metadata costs ~20 ms of start-up the loop does not need."""
     if name == "__version__":
