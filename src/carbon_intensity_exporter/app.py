@@ -6,10 +6,19 @@ Kept apart from ``cli`` (argument parsing) and ``exporter`` (the loop) so each c
 from __future__ import annotations
 
 import logging
+import os
 import threading
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from .settings import ConfigurationError, Settings
+
+if TYPE_CHECKING:
+    from .events import EventRecorder
+    from .exporter import Observer
+    from .leader import LeaderElector
+    from .providers import Provider
 
 log = logging.getLogger(__name__)
 
@@ -31,43 +40,118 @@ def connect(settings: Settings) -> Any:
         ) from None
 
 
-def run_exporter(
-    settings: Settings, *, once: bool, dry_run: bool, stop: threading.Event | None = None, client: Any = None
-) -> int:
-    """Run until SIGTERM (or one cycle with ``once``); returns the process exit code."""
-    from . import cli, configmap
-    from .exporter import Exporter
+def checked_provider(settings: Settings, regions: list[str] | None = None) -> Provider:
+    """The configured provider, every region checked against it before anything is contacted."""
     from .providers import build_provider
 
     provider = build_provider(settings)
-    for region in settings.regions:
-        provider.check_region(region, settings.provider_region)
+    for region in regions if regions is not None else settings.regions:
+        try:
+            provider.check_region(region, settings.provider_region)
+        except ConfigurationError as exc:
+            setting = "REGION" if region == settings.region else "ADDITIONAL_REGIONS"
+            provider.close()
+            raise ConfigurationError(f"{setting}: {exc}") from None
+    return provider
+
+
+def run_exporter(
+    settings: Settings, *, once: bool, dry_run: bool, stop: threading.Event | None = None, client: Any = None
+) -> int:
+    """Run until SIGTERM (or one cycle with ``once``); returns the process exit code.
+
+    Shutdown order matters with leader election: stop the loop, let an in-flight publish finish, and only
+    then release the Lease, so the standby that takes over never writes alongside us.
+    """
+    from . import cli, configmap
+    from .exporter import Exporter
+    from .metrics import CompositeObserver, MetricsObserver, build_registry
+
+    provider = checked_provider(settings)
     stop = stop or threading.Event()
+    kube = None if dry_run else (client or connect(settings))
+    elector: LeaderElector | None = None
+    recorder: EventRecorder | None = None
+    metrics_observer = MetricsObserver(provider.name)
+    observers: list[Observer] = [metrics_observer]
+    if kube is not None and not once:
+        from .events import EventRecorder
+
+        recorder = EventRecorder(
+            kube,
+            settings.namespace,
+            settings.configmap_name,
+            pod_name=settings.pod_name if os.environ.get("POD_NAME") else None,
+            pod_namespace=settings.namespace,
+            reporting_instance=settings.pod_name,
+        )
+        observers.append(recorder)
+    observer = CompositeObserver(*observers)
+    if kube is not None and settings.leader_election and not once:
+        from .leader import LeaderElector
+
+        elector = LeaderElector(
+            kube,
+            settings.namespace,
+            settings.pod_name,
+            name=f"{settings.configmap_name}-leader",
+            # client-go's defaults are 15 s / 10 s / 2 s: keep those ratios for any LEASE_DURATION.
+            lease_duration=settings.lease_duration.total_seconds(),
+            renew_deadline=settings.lease_duration.total_seconds() * 2 / 3,
+            retry_period=settings.lease_duration.total_seconds() * 2 / 15,
+            on_started_leading=recorder.leadership_gained if recorder else None,
+            on_stopped_leading=recorder.leadership_lost if recorder else None,
+        )
+    leading: Callable[[], bool] = elector.is_leader if elector is not None else (lambda: True)
     publisher: configmap.ConfigMapPublisher | None = None
     sink: Any
-    if dry_run:
+    if kube is None:
         sink = configmap.DryRunSink()
     else:
-        publisher = configmap.ConfigMapPublisher(client or connect(settings), settings.namespace)
+        publisher = configmap.ConfigMapPublisher(
+            kube, settings.namespace, active=leading, on_recreated=observer.recreated
+        )
         sink = publisher
-    exporter = Exporter(settings, provider, sink)
+    exporter = Exporter(settings, provider, sink, observer=observer)
+    server = None
+    elector_stop = threading.Event()
+    elector_thread: threading.Thread | None = None
     try:
         exporter.load_existing()
         if once:
             return EXIT_OK if exporter.run_once() else EXIT_FAILED
         cli.install_signal_handlers(stop, exporter.wake)
+        if settings.metrics_port:
+            from .http import start_http_server
+
+            registry = build_registry(exporter, metrics_observer, leading=leading)
+            server = start_http_server(settings.metrics_port, exporter, registry, leading=leading)
+        if elector is not None:
+            elector_thread = threading.Thread(target=elector.run, args=(elector_stop,), name="leader", daemon=True)
+            elector_thread.start()
         if publisher is not None:
             threading.Thread(target=publisher.watch, args=(stop,), name="configmap-watch", daemon=True).start()
         log.info(
-            "exporting %s for %s every %s",
+            "exporting %s for %s every %s%s",
             settings.provider.value,
             ", ".join(settings.regions),
             settings.refresh_interval,
+            f" (leader election as {settings.pod_name})" if elector is not None else "",
         )
-        exporter.run(stop)
-        log.info("stopped")
+        exporter.heartbeat = time.monotonic()
+        exporter.run(stop, leading)
+        log.info("stopping")
         return EXIT_OK
     finally:
+        if publisher is not None:
+            publisher.stop_publishing()
+        elector_stop.set()
+        if elector_thread is not None:
+            elector_thread.join(timeout=3)
+        if server is not None:
+            server.stop()
+        if recorder is not None:
+            recorder.close(timeout=1)
         provider.close()
         if publisher is not None:
             publisher.close()

@@ -105,12 +105,12 @@ def run(once: bool, dry_run: bool, **overrides: Any) -> None:
 def forecast(output: str, no_chart: bool, **overrides: Any) -> None:
     """Fetch the forecast for REGION and show it (nothing is published)."""
     from . import logs
-    from .providers import FetchError, build_provider
+    from .app import checked_provider
+    from .providers import FetchError
 
     settings = _settings(overrides)
     logs.configure(False, "WARNING")
-    provider = build_provider(settings)
-    provider.check_region(settings.region, settings.provider_region)
+    provider = checked_provider(settings, [settings.region])
     try:
         result = provider.fetch(settings.region, settings.provider_region)
     except FetchError as exc:
@@ -148,8 +148,9 @@ def parse_when(value: str | None, now: datetime, option: str) -> datetime | None
 
 def load_forecast(from_configmap: str | None, overrides: dict[str, Any]) -> Forecast:
     """From the published ConfigMap, or fetched from the configured provider; exit 1 when neither works."""
+    from .app import checked_provider
     from .model import InvalidForecastError
-    from .providers import FetchError, build_provider
+    from .providers import FetchError
     from .reader import ForecastUnavailableError, read_forecast
 
     if from_configmap is not None:
@@ -158,8 +159,7 @@ def load_forecast(from_configmap: str | None, overrides: dict[str, Any]) -> Fore
         except (ForecastUnavailableError, InvalidForecastError) as exc:
             fail(str(exc), EXIT_FAILED)
     settings = _settings(overrides)
-    provider = build_provider(settings)
-    provider.check_region(settings.region, settings.provider_region)
+    provider = checked_provider(settings, [settings.region])
     try:
         return provider.fetch(settings.region, settings.provider_region)
     except FetchError as exc:

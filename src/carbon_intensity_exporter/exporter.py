@@ -259,15 +259,19 @@ class Exporter:
         jobs: queue.SimpleQueue[tuple[Target, Callable[[Target], CycleResult]]] = queue.SimpleQueue()
         for index in range(min(len(self.targets), 16)):
             threading.Thread(target=self._worker, args=(jobs,), name=f"cycle-{index}", daemon=True).start()
-        was_leading = False
+        was_leading = was_standby = False
         while not stop.is_set():
             self.heartbeat = time.monotonic()
             if not leading():
                 was_leading = False
+                was_standby = True
                 stop.wait(0.2)
                 continue
             if not was_leading:
                 was_leading = True
+                if was_standby:
+                    # Taking over: what the previous leader published is newer than what we loaded at start.
+                    self.load_existing()
                 for target in self.targets:
                     target.next_due = 0.0
             now = time.monotonic()

@@ -130,6 +130,10 @@ class Settings(BaseSettings):
     configmap_name: str = Field("carbon-intensity", description="Name of the ConfigMap to publish.")
     namespace: str = Field("kube-system", description="Namespace of the ConfigMap.")
     leader_election: bool = Field(False, description="Lease-based leader election for several replicas.")
+    lease_duration: Duration = Field(
+        timedelta(seconds=15),
+        description="Leader election: how long a Lease holds without renewal (renew deadline 2/3 of it).",
+    )
     pod_name: str = Field(default_factory=default_pod_name, description="This instance's identity in the Lease.")
     metrics_port: int = Field(9102, ge=0, le=65535, description="Port for /metrics, /healthz and /readyz (0: off).")
     log_format: str = Field("auto", description="json, text, or auto (text on a terminal, json otherwise).")
@@ -154,7 +158,7 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a valid Kubernetes name (lower case letters, digits, '-', '.')")
         return value
 
-    @field_validator("refresh_interval", "retry_initial_interval")
+    @field_validator("refresh_interval", "retry_initial_interval", "lease_duration")
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:
         if value.total_seconds() < 1:
