@@ -154,7 +154,9 @@ class ConfigMapPublisher:
         self._create_attempts = create_attempts
         self._retry_delay = retry_delay
         self._lock = threading.Lock()
-        self._desired: dict[str, dict[str, Any]] = {}
+        # What to recreate on deletion: a renderer rather than the manifest, so 1,000 regions do not keep
+        # 1,000 base64 copies of data the exporter already holds as records.
+        self._desired: dict[str, Callable[[], dict[str, Any]]] = {}
         self.active = active
         self._on_recreated = on_recreated
         self.writes: dict[str, int] = {"success": 0, "error": 0}
@@ -178,11 +180,14 @@ class ConfigMapPublisher:
             log.warning("ignoring the existing ConfigMap %s/%s: %s", self._namespace, name, exc)
             return None
 
-    def publish(self, manifest: dict[str, Any]) -> None:
-        """Replace the ConfigMap: delete then create, back to back, the create retried; PublishError if not."""
+    def publish(self, manifest: dict[str, Any], rerender: Callable[[], dict[str, Any]] | None = None) -> None:
+        """Replace the ConfigMap: delete then create, back to back, the create retried; PublishError if not.
+
+        ``rerender`` renders the same data again (with a new heartbeat) if the ConfigMap must be recreated.
+        """
         name: str = manifest["metadata"]["name"]
         with self._lock:
-            self._desired[name] = manifest
+            self._desired[name] = rerender or (lambda: manifest)
             if not self.active():
                 # Leadership lost while this cycle was fetching: the new leader publishes, not us.
                 raise PublishError(f"not publishing ConfigMap {self._namespace}/{name}: not the leader")
@@ -250,9 +255,9 @@ class ConfigMapPublisher:
         if not self.active():
             return recreated
         with self._lock:
-            for name, manifest in self._desired.items():
+            for name, rerender in self._desired.items():
                 try:
-                    if self._create(manifest, retries=1, exist_ok=True):
+                    if self._create(rerender(), retries=1, exist_ok=True):
                         recreated.append(name)
                 except PublishError as exc:
                     log.warning("%s", exc)
@@ -335,7 +340,7 @@ class DryRunSink:
     def load(self, name: str, region: str) -> Published | None:
         return None
 
-    def publish(self, manifest: dict[str, Any]) -> None:
+    def publish(self, manifest: dict[str, Any], rerender: Callable[[], dict[str, Any]] | None = None) -> None:
         import sys
 
         import yaml

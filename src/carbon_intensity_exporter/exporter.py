@@ -7,6 +7,7 @@ delays or damages another. Metrics and Events observe the loop through :class:`O
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import random
@@ -35,7 +36,7 @@ class Sink(Protocol):
 
     def load(self, name: str, region: str) -> configmap.Published | None: ...
 
-    def publish(self, manifest: dict[str, Any]) -> None: ...
+    def publish(self, manifest: dict[str, Any], rerender: Callable[[], dict[str, Any]] | None = None) -> None: ...
 
 
 class Observer:
@@ -77,6 +78,17 @@ def backoff_delay(failures: int, initial: timedelta, cap: timedelta, rng: random
     base = min(initial.total_seconds() * 2 ** max(failures - 1, 0), cap.total_seconds())
     delay: float = base / 2 + rng.uniform(0, base / 2)
     return delay
+
+
+def release_memory() -> None:
+    """Hand freed heap back to the OS after a round of cycles (glibc keeps it otherwise; RSS is what's billed)."""
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 class Exporter:
@@ -166,15 +178,7 @@ class Exporter:
                 timedelta(seconds=round(delay)),
                 extra={"region": target.region, "outcome": "fallback", "reason": error.reason},
             )
-        manifest = configmap.render(
-            name=target.configmap_name,
-            namespace=self.settings.namespace,
-            region=target.region,
-            forecast=target.forecast,
-            heartbeat=now,
-            message=message,
-            provider=self.provider.name,
-        )
+        manifest = self.render(target, now, message)
         published = self._publish(target, manifest)
         target.next_due = time.monotonic() + delay
         return CycleResult(fresh=error is None, published=published)
@@ -218,9 +222,25 @@ class Exporter:
                 parts.append(f"it ends at {format_time(held.end)}: the next hours are not covered")
         return "; ".join(parts)
 
+    def render(self, target: Target, heartbeat: datetime, message: str) -> dict[str, Any]:
+        return configmap.render(
+            name=target.configmap_name,
+            namespace=self.settings.namespace,
+            region=target.region,
+            forecast=target.forecast,
+            heartbeat=heartbeat,
+            message=message,
+            provider=self.provider.name,
+        )
+
     def _publish(self, target: Target, manifest: dict[str, Any]) -> bool:
+        message = manifest["data"]["message"]
+
+        def rerender() -> dict[str, Any]:
+            return self.render(target, self.clock(), message)
+
         try:
-            self.sink.publish(manifest)
+            self.sink.publish(manifest, rerender)
         except configmap.PublishError as exc:
             target.unpublished = manifest
             self.observer.published(target, exc)
@@ -259,7 +279,7 @@ class Exporter:
         jobs: queue.SimpleQueue[tuple[Target, Callable[[Target], CycleResult]]] = queue.SimpleQueue()
         for index in range(min(len(self.targets), 16)):
             threading.Thread(target=self._worker, args=(jobs,), name=f"cycle-{index}", daemon=True).start()
-        was_leading = was_standby = False
+        was_leading = was_standby = dirty = False
         while not stop.is_set():
             self.heartbeat = time.monotonic()
             if not leading():
@@ -284,6 +304,12 @@ class Exporter:
                 elif target.next_due <= now:
                     target.running = True
                     jobs.put((target, self.cycle))
+            busy = any(target.running for target in self.targets)
+            if busy:
+                dirty = True
+            elif dirty:
+                dirty = False
+                release_memory()
             waits = [target.next_due - now for target in self.targets if not target.running]
             self._wake.clear()
             self._wake.wait(max(0.0, min([*waits, 1.0])))

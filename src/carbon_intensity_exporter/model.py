@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import json
 import math
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -58,6 +59,8 @@ class EmissionsData:
     def __post_init__(self) -> None:
         if not isinstance(self.location, str):
             raise InvalidForecastError(f"location {self.location!r} is not a string")
+        # One string per grid zone, not one per record: 288 records x 1,000 regions add up.
+        object.__setattr__(self, "location", sys.intern(self.location))
         if self.timestamp.tzinfo is None:
             raise InvalidForecastError(f"timestamp {self.timestamp.isoformat()} has no time zone")
         if isinstance(self.duration, bool) or not isinstance(self.duration, int) or self.duration < 1:
