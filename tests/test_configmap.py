@@ -17,6 +17,7 @@ from carbon_intensity_exporter import configmap
 from carbon_intensity_exporter.model import EmissionsData, Forecast
 from tests.consumer import GoDecodeError, current_record, go_decode
 from tests.fakes.kubeapi import FakeKubeAPI
+from tests.polling import stored, wait_for
 
 T0 = datetime(2026, 12, 4, 13, 0, tzinfo=UTC)
 
@@ -149,8 +150,6 @@ def publisher(kubeapi: FakeKubeAPI) -> Iterator[configmap.ConfigMapPublisher]:
     pub.close()
 
 
-def stored(api: FakeKubeAPI, name: str = "carbon-intensity") -> dict[str, Any] | None:
-    return api.get_object("configmaps", "kube-system", name)
 
 
 def test_publish_creates_then_replaces(kubeapi: FakeKubeAPI, publisher: configmap.ConfigMapPublisher) -> None:
@@ -215,13 +214,6 @@ def test_replacement_gap_is_small(kubeapi: FakeKubeAPI, publisher: configmap.Con
     assert all(gap < 1.0 for gap in gaps)  # generous: the measured figure is in bench/, not here
 
 
-def wait_for(condition: Any, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_a_deleted_configmap_is_recreated_from_memory(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from carbon_intensity_exporter.model import EmissionsData, records_to_json
 from carbon_intensity_exporter.settings import Settings, load_settings
 from tests.consumer import current_record
 from tests.fakes.kubeapi import FakeKubeAPI
+from tests.polling import stored, wait_for
 
 
 def now() -> datetime:
@@ -41,17 +41,8 @@ def client(api: FakeKubeAPI) -> Any:
     return Client(config=api.client_config(), field_manager="test")
 
 
-def stored(api: FakeKubeAPI, name: str = "carbon-intensity") -> dict[str, Any] | None:
-    return api.get_object("configmaps", "kube-system", name)
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_once_publishes_fresh_data(kubeapi: FakeKubeAPI, tmp_path: Path) -> None:

@@ -94,36 +94,33 @@ def run(once: bool, dry_run: bool, **overrides: Any) -> None:
     sys.exit(run_exporter(settings, once=once, dry_run=dry_run))
 
 
+FROM_CONFIGMAP = click.option(
+    "--from-configmap", is_flag=False, flag_value=DEFAULT_CONFIGMAP, default=None, metavar="[NAMESPACE/NAME]",
+    help=f"Read the published ConfigMap instead of calling a provider [{DEFAULT_CONFIGMAP}].",
+)
+NO_CHART = click.option("--no-chart", is_flag=True, help="Do not draw the chart, even on a terminal.")
+
+
 @main.command()
 @click.option(
     "-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True,
     help="json prints the EmissionsData array exactly as it would go into binaryData.data.",
 )
-@click.option("--no-chart", is_flag=True, help="Do not draw the chart, even on a terminal.")
+@FROM_CONFIGMAP
+@NO_CHART
 @settings_options
 @handle_errors
-def forecast(output: str, no_chart: bool, **overrides: Any) -> None:
-    """Fetch the forecast for REGION and show it (nothing is published)."""
+def forecast(output: str, from_configmap: str | None, no_chart: bool, **overrides: Any) -> None:
+    """Fetch the forecast for REGION (or read the published one) and show it; nothing is published."""
     from . import logs
-    from .app import checked_provider
-    from .providers import FetchError
-
-    settings = _settings(overrides)
-    logs.configure(False, "WARNING")
-    provider = checked_provider(settings, [settings.region])
-    try:
-        result = provider.fetch(settings.region, settings.provider_region)
-    except FetchError as exc:
-        fail(str(exc), EXIT_FAILED)
-        return
-    finally:
-        provider.close()
-    if output == "json":
-        click.echo(result.to_json().decode())
-        return
     from .display import forecast_table
 
-    click.echo(forecast_table(result, datetime.now(UTC), chart=not no_chart and sys.stdout.isatty()))
+    logs.configure(False, "WARNING")
+    result = load_forecast(from_configmap, overrides)
+    if output == "json":
+        click.echo(result.to_json().decode())
+    else:
+        click.echo(forecast_table(result, datetime.now(UTC), chart=not no_chart and sys.stdout.isatty()))
 
 
 def parse_when(value: str | None, now: datetime, option: str) -> datetime | None:
@@ -173,15 +170,12 @@ def load_forecast(from_configmap: str | None, overrides: dict[str, Any]) -> Fore
 @click.option("--duration", required=True, metavar="DURATION", help="How long the job runs (Go-style: 30m, 2h).")
 @click.option("--start", metavar="TIME", help="Earliest start: RFC 3339 or a duration from now. [default: now]")
 @click.option("--end", metavar="TIME", help="Latest end: RFC 3339 or a duration from now. [default: end of data]")
-@click.option(
-    "--from-configmap", is_flag=False, flag_value=DEFAULT_CONFIGMAP, default=None, metavar="[NAMESPACE/NAME]",
-    help=f"Read the published ConfigMap instead of calling a provider [{DEFAULT_CONFIGMAP}].",
-)
+@FROM_CONFIGMAP
 @click.option(
     "-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True,
     help="json prints every tied window as EmissionsData (timestamp = start, duration = minutes, value = average).",
 )
-@click.option("--no-chart", is_flag=True, help="Do not draw the chart, even on a terminal.")
+@NO_CHART
 @settings_options
 @handle_errors
 def best_window(

@@ -25,7 +25,7 @@ import certifi
 import httpx
 import tenacity
 
-from ..model import InvalidForecastError, parse_time
+from ..model import Forecast, InvalidForecastError, parse_time
 from ..settings import ConfigurationError
 from .base import FailureReason, FetchError
 
@@ -431,6 +431,17 @@ class HttpClient:
             "client_error",
             f"{method} {path}: request refused (HTTP {status}{self._detail(response)}){suffix}",
         )
+
+    def parse(self, response: httpx.Response, parser: Callable[[Any], Forecast], no_data_hint: str = "") -> Forecast:
+        """Decode the JSON body and turn it into a Forecast; shape problems become FetchErrors naming the path."""
+        body = self.decode_json(response)
+        path = f"{response.request.method} {response.request.url.path}"
+        try:
+            return parser(body)
+        except NoDataError as exc:
+            raise self.error("no_data", f"{path}: {exc}{no_data_hint}") from None
+        except InvalidForecastError as exc:
+            raise self.error("invalid_response", f"{path}: {exc}") from None
 
     def decode_json(self, response: httpx.Response) -> Any:
         """The body as JSON; an HTML page, a truncated body or NaN literals are ``invalid_response``."""

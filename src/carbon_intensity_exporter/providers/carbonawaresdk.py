@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..model import EmissionsData, Forecast, InvalidForecastError
+from ..model import EmissionsData, Forecast
 from ..regions import lookup
 from ..settings import ConfigurationError, Settings
 from ._http import HttpClient, NoDataError, check_url, expect_dict, expect_list, join_url, timestamp
@@ -51,14 +51,9 @@ class CarbonAwareSDKProvider(Provider):
         url = join_url(self._base_url, "emissions/forecasts/current")
         response = self._client.request("GET", url, params={"location": location})
         self._client.raise_for_status(response, f"check that the SDK knows location {location!r}")
-        body = self._client.decode_json(response)
-        path = response.request.url.path
-        try:
-            return parse_forecast(body, region=region, location=location)
-        except NoDataError as exc:
-            raise self._client.error("no_data", f"GET {path}: {exc} for location {location}") from None
-        except InvalidForecastError as exc:
-            raise self._client.error("invalid_response", f"GET {path}: {exc}") from None
+        return self._client.parse(
+            response, lambda body: parse_forecast(body, region=region, location=location), f" for location {location}"
+        )
 
 
 def parse_forecast(body: Any, *, region: str, location: str) -> Forecast:

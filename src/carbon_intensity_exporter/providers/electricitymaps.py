@@ -96,14 +96,9 @@ class ElectricityMapsProvider(Provider):
         url = join_url(self._base_url, "carbon-intensity/forecast")
         response = self._client.request("GET", url, params=params, headers={self._token_header: self._token})
         self._check_status(response, asked, by_zone=bool(provider_region))
-        body = self._client.decode_json(response)
-        path = response.request.url.path
-        try:
-            return parse_forecast(body, region=region, zone=zone)
-        except NoDataError as exc:
-            raise self._client.error("no_data", f"GET {path}: {exc} for {asked}") from None
-        except InvalidForecastError as exc:
-            raise self._client.error("invalid_response", f"GET {path}: {exc}") from None
+        return self._client.parse(
+            response, lambda body: parse_forecast(body, region=region, zone=zone), f" for {asked}"
+        )
 
     def _check_status(self, response: httpx.Response, asked: str, *, by_zone: bool) -> None:
         status = response.status_code

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..model import EmissionsData, Forecast, InvalidForecastError
+from ..model import EmissionsData, Forecast
 from ..regions import lookup
 from ..settings import ConfigurationError, Settings
 from ._http import (
@@ -101,19 +101,17 @@ class UKCarbonIntensityProvider(Provider):
             path = f"regional/intensity/{stamp}/{window}/regionid/{target}"
         response = self._client.request("GET", join_url(self._base_url, path))
         self._client.raise_for_status(response, "check PROVIDER_REGION and UKCI_BASE_URL")
-        body = self._client.decode_json(response)
-        url_path = response.request.url.path
         location = NATIONAL_LOCATION if target == NATIONAL else target
-        if isinstance(body, dict) and "error" in body and "data" not in body:
-            raise self._client.error(
-                "client_error", f"GET {url_path}: the API answered an error ({self._client.detail(response)})"
-            )
-        try:
-            forecast = parse_forecast(body, region=region, location=location)
-        except NoDataError as exc:
-            raise self._client.error("no_data", f"GET {url_path}: {exc}") from None
-        except InvalidForecastError as exc:
-            raise self._client.error("invalid_response", f"GET {url_path}: {exc}") from None
+
+        def parse(body: Any) -> Forecast:
+            if isinstance(body, dict) and "error" in body and "data" not in body:
+                raise self._client.error(
+                    "client_error",
+                    f"GET {response.request.url.path}: the API answered an error ({self._client.detail(response)})",
+                )
+            return parse_forecast(body, region=region, location=location)
+
+        forecast = self._client.parse(response, parse)
         return _trim(forecast, start + timedelta(hours=max(self._horizon_hours, 0)))
 
 

@@ -215,16 +215,11 @@ class WattTimeProvider(Provider):
         }
         response = self._get("forecast", params)
         self._plan_check(response, f"{self.signal_type} forecast for {code}")
-        body = self._client.decode_json(response)
-        path = response.request.url.path
-        try:
-            return parse_forecast(body, region=region, location=code, signal_type=self.signal_type)
-        except NoDataError as exc:
-            raise self._client.error(
-                "no_data", f"GET {path}: {exc}; WattTime may not forecast {code} right now"
-            ) from None
-        except InvalidForecastError as exc:
-            raise self._client.error("invalid_response", f"GET {path}: {exc}") from None
+        return self._client.parse(
+            response,
+            lambda body: parse_forecast(body, region=region, location=code, signal_type=self.signal_type),
+            f"; WattTime may not forecast {code} right now",
+        )
 
 
 def parse_forecast(body: Any, *, region: str, location: str, signal_type: str) -> Forecast:
