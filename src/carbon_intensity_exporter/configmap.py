@@ -192,12 +192,21 @@ class ConfigMapPublisher:
                 # Leadership lost while this cycle was fetching: the new leader publishes, not us.
                 raise PublishError(f"not publishing ConfigMap {self._namespace}/{name}: not the leader")
             try:
+                self._preflight(manifest)
                 self._delete(name)
                 self._create(manifest, retries=self._create_attempts)
             except PublishError:
                 self.writes["error"] += 1
                 raise
             self.writes["success"] += 1
+
+    def _preflight(self, manifest: dict[str, Any]) -> None:
+        """A dry-run create before the delete: if we could not create, do not delete what is there.
+
+        The API server checks permission and validity before existence, so 409 AlreadyExists means "would be
+        allowed"; 403, 422 or an unreachable server means the replacement would leave nothing behind.
+        """
+        self._create(manifest, retries=3, exist_ok=True, dry_run=True)
 
     def _delete(self, name: str) -> None:
         from lightkube.core.exceptions import ApiError
@@ -211,7 +220,7 @@ class ConfigMapPublisher:
         except Exception as exc:
             raise PublishError(f"cannot delete ConfigMap {self._namespace}/{name}: {_describe(exc)}") from None
 
-    def _create(self, manifest: dict[str, Any], retries: int, exist_ok: bool = False) -> bool:
+    def _create(self, manifest: dict[str, Any], retries: int, exist_ok: bool = False, dry_run: bool = False) -> bool:
         """Create, retrying with backoff; True when created, False when it existed and ``exist_ok``."""
         from lightkube.core.exceptions import ApiError
         from lightkube.resources.core_v1 import ConfigMap
@@ -222,7 +231,7 @@ class ConfigMapPublisher:
             if attempt > 1 and not self.active():
                 raise PublishError(f"not creating ConfigMap {self._namespace}/{name}: leadership lost")
             try:
-                self._client.create(ConfigMap.from_dict(manifest), namespace=self._namespace)
+                self._client.create(ConfigMap.from_dict(manifest), namespace=self._namespace, dry_run=dry_run)
                 return True
             except ApiError as exc:
                 if exc.status.code == 409 and exist_ok:
@@ -234,7 +243,8 @@ class ConfigMapPublisher:
             except Exception as exc:
                 error = exc
             if attempt == retries:
-                raise PublishError(f"cannot create ConfigMap {self._namespace}/{name}: {_describe(error)}")
+                what = "not replacing ConfigMap" if dry_run else "cannot create ConfigMap"
+                raise PublishError(f"{what} {self._namespace}/{name}: {_describe(error)}")
             log.warning("create of ConfigMap %s/%s failed (%s), retrying", self._namespace, name, _describe(error))
             time.sleep(delay * random.uniform(0.5, 1.5))
             delay = min(delay * 2, 5.0)

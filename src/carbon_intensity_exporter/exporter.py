@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 #: Warn in ``message`` when the data no longer covers this far ahead (provider down for long).
 COVERAGE_WARNING = timedelta(hours=3)
+#: The longest Retry-After the loop honours.
+MAX_RETRY_AFTER = 3600.0
 
 
 class Sink(Protocol):
@@ -64,6 +66,8 @@ class Target:
     fetch_attempts: int = 0
     fetch_errors: Counter[str] = field(default_factory=Counter)
     running: bool = False
+    #: The published ConfigMap was read (or is known to be absent): a fallback cannot overwrite newer data.
+    loaded: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,20 +123,26 @@ class Exporter:
     def load_existing(self) -> None:
         """Take what is already published as the last seen data, so a restart during an outage loses nothing."""
         for target in self.targets:
-            try:
-                published = self.sink.load(target.configmap_name, target.region)
-            except configmap.PublishError as exc:
-                log.warning("%s", exc)
-                continue
-            if published is not None and published.forecast is not None:
-                target.forecast = published.forecast
-                log.info(
-                    "loaded %d records for %s from ConfigMap %s (forecast of %s)",
-                    len(published.forecast.records),
-                    target.region,
-                    target.configmap_name,
-                    format_time(published.forecast.forecast_time) if published.forecast.forecast_time else "?",
-                )
+            self._load(target)
+
+    def _load(self, target: Target) -> None:
+        """Read the published ConfigMap; ``loaded`` stays False when it could not be read (not when absent)."""
+        try:
+            published = self.sink.load(target.configmap_name, target.region)
+        except configmap.PublishError as exc:
+            target.loaded = False
+            log.warning("%s; a fallback will not be published until it can be read", exc)
+            return
+        target.loaded = True
+        if published is not None and published.forecast is not None:
+            target.forecast = published.forecast
+            log.info(
+                "loaded %d records for %s from ConfigMap %s (forecast of %s)",
+                len(published.forecast.records),
+                target.region,
+                target.configmap_name,
+                format_time(published.forecast.forecast_time) if published.forecast.forecast_time else "?",
+            )
 
     # -- one cycle -----------------------------------------------------------------------------------
 
@@ -171,6 +181,21 @@ class Exporter:
             delay = backoff_delay(
                 target.failures, self.settings.retry_initial_interval, self.settings.refresh_interval
             )
+            # Honour the provider's Retry-After (bounded: an absurd value must not stop refreshes for days).
+            delay = max(delay, min(error.retry_after or 0.0, MAX_RETRY_AFTER))
+            if not target.loaded:
+                self._load(target)
+            if not target.loaded:
+                # What is published could not be read: a fallback from memory might put older or empty data
+                # over good data. Leave the ConfigMap as it is and try again.
+                log.warning(
+                    "fetch failed for %s: %s; the published ConfigMap could not be read, so it is left as it is",
+                    target.region,
+                    error,
+                    extra={"region": target.region, "outcome": "kept", "reason": error.reason},
+                )
+                target.next_due = time.monotonic() + min(delay, self.publish_retry * 5)
+                return CycleResult(fresh=False, published=False)
             log.warning(
                 "fetch failed for %s: %s; publishing the last seen data, retry in %s",
                 target.region,
@@ -247,6 +272,7 @@ class Exporter:
             log.error("%s; will retry", exc, extra={"region": target.region, "outcome": "publish_failed"})
             return False
         target.unpublished = None
+        target.loaded = True  # what is published is now what we hold
         self.observer.published(target, None)
         return True
 

@@ -139,6 +139,7 @@ class _Fault:
     status: int
     verb: str | None
     resource: str | None
+    dry_run: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -646,11 +647,19 @@ class FakeKubeAPI:
                 self._deny_rules.remove(rule)
 
     def fail_next(
-        self, count: int = 1, status: int = 500, verb: str | None = None, resource: str | None = None
+        self,
+        count: int = 1,
+        status: int = 500,
+        verb: str | None = None,
+        resource: str | None = None,
+        dry_run: bool | None = None,
     ) -> None:
-        """Answer the next ``count`` matching requests with a Status of code ``status``."""
+        """Answer the next ``count`` matching requests with a Status of code ``status``.
+
+        ``dry_run`` True / False matches only dry-run / real requests (None: both).
+        """
         with self._lock:
-            self._faults.append(_Fault(count, status, verb, resource))
+            self._faults.append(_Fault(count, status, verb, resource, dry_run))
 
     def set_down(self, down: bool) -> None:
         """Down: stop listening (connects are refused) and cut connections; up: listen on the same port."""
@@ -900,7 +909,9 @@ class FakeKubeAPI:
             return "delete" if named else "deletecollection"
         return {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method, method.lower())
 
-    def _check_access(self, route: _Route, verb: str, user: str | None, method: str) -> None:
+    def _check_access(
+        self, route: _Route, verb: str, user: str | None, method: str, dry_run: bool = False
+    ) -> None:
         if user is None:
             raise _StatusError(401, "Unauthorized")
         plural, group = _split_key(route.key)
@@ -916,7 +927,10 @@ class FakeKubeAPI:
                 (
                     f
                     for f in self._faults
-                    if f.count > 0 and f.verb in (None, verb) and f.resource in (None, plural, route.key)
+                    if f.count > 0
+                    and f.verb in (None, verb)
+                    and f.resource in (None, plural, route.key)
+                    and f.dry_run in (None, dry_run)
                 ),
                 None,
             )
@@ -955,7 +969,7 @@ class FakeKubeAPI:
     ) -> tuple[int, JSON] | _Watcher:
         if route is None:
             raise _StatusError(404, "the server could not find the requested resource", details={})
-        self._check_access(route, verb, user, method)
+        self._check_access(route, verb, user, method, dry_run=bool(query.get("dryRun")))
         with self._lock:
             self._api_versions.setdefault(route.key, route.api_version)
         if route.namespace is None and verb not in ("list", "watch"):

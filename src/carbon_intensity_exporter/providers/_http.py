@@ -138,6 +138,10 @@ def join_url(base: str, path: str) -> str:
     return base.rstrip("/") + "/" + path.lstrip("/")
 
 
+def _attempts_text(count: int) -> str:
+    return f"{count} attempt{'s' if count != 1 else ''}"
+
+
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
     """``Retry-After`` as seconds: delta-seconds or an HTTP date; None when absent or unreadable."""
     if value is None:
@@ -293,7 +297,11 @@ class HttpClient:
             initial=policy.initial_delay, max=policy.max_delay, jitter=policy.jitter
         )
 
+        made = 0
+
         def attempt() -> httpx.Response:
+            nonlocal made
+            made += 1
             if self.rate_limiter is not None:
                 self.rate_limiter.acquire()
             return self._client.request(method, url, params=params, headers=headers, auth=auth)
@@ -342,7 +350,7 @@ class HttpClient:
         except httpx.TimeoutException:
             raise self.error(
                 "timeout",
-                f"{method} {path} timed out ({self._attempts_text()}, connect {self.connect_timeout:g}s / "
+                f"{method} {path} timed out ({_attempts_text(made)}, connect {self.connect_timeout:g}s / "
                 f"read {self.read_timeout:g}s); the provider is slow or unreachable, it will be tried again",
             ) from None
         except httpx.TransportError as exc:
@@ -362,7 +370,7 @@ class HttpClient:
             raise self.error(
                 "connection",
                 f"{method} {path}: cannot reach {host} ({type(exc).__name__}: "
-                f"{str(exc)[:120] or 'no detail'}; {self._attempts_text()}); "
+                f"{str(exc)[:120] or 'no detail'}; {_attempts_text(made)}); "
                 "check the network, proxy and base URL",
             ) from None
         except httpx.DecodingError as exc:
@@ -374,21 +382,22 @@ class HttpClient:
         if response.status_code == 429:
             asked = retry_after_seconds(response.headers.get("retry-after"))
             wait_text = f"; it asks to wait {asked:g}s" if asked is not None else ""
-            raise self.error(
+            error = self.error(
                 "rate_limited",
                 f"{method} {path}: rate limited (HTTP 429{wait_text}); it will be tried again later",
             )
+            error.retry_after = asked
+            raise error
         if response.status_code >= 500:
-            raise self.error(
+            error = self.error(
                 "server_error",
                 f"{method} {path}: server error HTTP {response.status_code}{self._detail(response)} "
-                f"({self._attempts_text()}); the provider has a problem, it will be tried again",
+                f"({_attempts_text(made)}); the provider has a problem, it will be tried again",
             )
+            if response.status_code == 503:
+                error.retry_after = retry_after_seconds(response.headers.get("retry-after"))
+            raise error
         return response
-
-    def _attempts_text(self) -> str:
-        count = self.retry.attempts
-        return f"{count} attempt{'s' if count != 1 else ''}"
 
     # -- interpreting --------------------------------------------------------------------------------------
 

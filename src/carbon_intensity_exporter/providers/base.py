@@ -38,11 +38,15 @@ class FetchError(Exception):
     provider and what to do, and never contains a secret.
     """
 
-    def __init__(self, provider: str, reason: FailureReason, message: str) -> None:
+    def __init__(
+        self, provider: str, reason: FailureReason, message: str, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.provider = provider
         self.reason: FailureReason = reason
         self.message = message
+        #: Seconds the provider asked us to wait (429 / 503 Retry-After): the loop waits at least this long.
+        self.retry_after = retry_after
 
     def __str__(self) -> str:
         return f"{self.provider}: {self.message}"
