@@ -211,3 +211,31 @@ def test_restart_reads_what_is_published(kubeapi: FakeKubeAPI, tmp_path: Path) -
     assert published is not None
     assert published.forecast is not None
     assert [r.value for r in published.forecast.records] == [42, 43]
+
+
+def test_a_copy_in_state_dir_covers_a_configmap_lost_between_delete_and_create(
+    kubeapi: FakeKubeAPI, tmp_path: Path
+) -> None:
+    path, state = tmp_path / "forecast.json", tmp_path / "state"
+    write_forecast(path, 100, 200, 300)
+    settings = file_settings(path, state_dir=str(state))
+    assert run_exporter(settings, once=True, dry_run=False, client=client(kubeapi)) == 0
+    assert (state / "carbon-intensity.json.gz").exists()
+    kubeapi.delete_object("configmaps", "kube-system", "carbon-intensity")  # killed after our delete
+    path.unlink()  # and the provider is down at restart
+    assert run_exporter(settings, once=True, dry_run=False, client=client(kubeapi)) == 1
+    cm = stored(kubeapi)
+    assert cm is not None
+    assert cm["data"]["numOfRecords"] == "3"
+    assert "fetch failed (file)" in cm["data"]["message"]
+
+
+def test_a_corrupt_state_copy_is_ignored(kubeapi: FakeKubeAPI, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "carbon-intensity.json.gz").write_bytes(b"not gzip")
+    settings = file_settings(tmp_path / "missing.json", state_dir=str(state))
+    assert run_exporter(settings, once=True, dry_run=False, client=client(kubeapi)) == 1
+    cm = stored(kubeapi)
+    assert cm is not None
+    assert cm["data"]["numOfRecords"] == "0"

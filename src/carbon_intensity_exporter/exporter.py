@@ -7,7 +7,10 @@ delays or damages another. Metrics and Events observe the loop through :class:`O
 
 from __future__ import annotations
 
+import base64
 import gc
+import gzip
+import json
 import logging
 import queue
 import random
@@ -18,6 +21,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol
 
 from . import configmap
@@ -84,6 +88,42 @@ def backoff_delay(failures: int, initial: timedelta, cap: timedelta, rng: random
     return delay
 
 
+def _state_path(directory: Path, name: str) -> Path:
+    return directory / f"{name}.json.gz"
+
+
+def save_state(directory: Path, manifest: dict[str, Any]) -> None:
+    """Keep a copy of what was just published, for a restart that finds the ConfigMap missing.
+
+    The window it covers is small (killed between the delete and the create), but it is the one place where
+    the data would otherwise live only in memory. Mount an emptyDir there: it survives container restarts.
+    """
+    path = _state_path(directory, manifest["metadata"]["name"])
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".tmp")
+        # The records as JSON rather than base64: base64 hides the redundancy gzip needs (~5x smaller).
+        copy = {**manifest, "binaryData": {}}
+        copy["records"] = base64.b64decode(manifest["binaryData"]["data"]).decode()
+        partial.write_bytes(gzip.compress(json.dumps(copy).encode(), compresslevel=6))
+        partial.replace(path)
+    except OSError as exc:
+        log.warning("cannot keep a copy in STATE_DIR %s: %s", directory, exc.strerror or exc)
+
+
+def load_state(directory: Path, name: str, region: str) -> configmap.Published | None:
+    path = _state_path(directory, name)
+    try:
+        manifest = json.loads(gzip.decompress(path.read_bytes()))
+        manifest["binaryData"] = {"data": base64.b64encode(manifest.pop("records").encode()).decode()}
+        return configmap.read(manifest, region)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, EOFError, KeyError, AttributeError) as exc:  # unreadable or corrupt
+        log.warning("ignoring the copy in STATE_DIR %s: %s", path, exc)
+        return None
+
+
 def release_memory() -> None:
     """Hand freed heap back to the OS after a round of cycles (glibc keeps it otherwise; RSS is what's billed)."""
     gc.collect()
@@ -134,13 +174,17 @@ class Exporter:
             log.warning("%s; a fallback will not be published until it can be read", exc)
             return
         target.loaded = True
+        source = f"ConfigMap {target.configmap_name}"
+        if published is None and self.settings.state_dir is not None:
+            published = load_state(self.settings.state_dir, target.configmap_name, target.region)
+            source = f"the copy in STATE_DIR (ConfigMap {target.configmap_name} is missing)"
         if published is not None and published.forecast is not None:
             target.forecast = published.forecast
             log.info(
-                "loaded %d records for %s from ConfigMap %s (forecast of %s)",
+                "loaded %d records for %s from %s (forecast of %s)",
                 len(published.forecast.records),
                 target.region,
-                target.configmap_name,
+                source,
                 format_time(published.forecast.forecast_time) if published.forecast.forecast_time else "?",
             )
 
@@ -273,6 +317,8 @@ class Exporter:
             return False
         target.unpublished = None
         target.loaded = True  # what is published is now what we hold
+        if self.settings.state_dir is not None:
+            save_state(self.settings.state_dir, manifest)
         self.observer.published(target, None)
         return True
 

@@ -127,6 +127,11 @@ class Settings(BaseSettings):
         timedelta(minutes=1),
         description="First retry delay after a failed fetch; doubles per failure, capped at REFRESH_INTERVAL.",
     )
+    state_dir: Path | None = Field(
+        None,
+        description="Keep a copy of the last published data here (an emptyDir), used when the ConfigMap is "
+        "missing at start.",
+    )
     configmap_name: str = Field("carbon-intensity", description="Name of the ConfigMap to publish.")
     namespace: str = Field("kube-system", description="Namespace of the ConfigMap.")
     leader_election: bool = Field(False, description="Lease-based leader election for several replicas.")

@@ -415,7 +415,8 @@ def make_subject(
     kubeconfig = api.kubeconfig(workdir / f"kubeconfig-{name}", user=user or name)
     full = {
         "KUBECONFIG": str(kubeconfig), "POD_NAME": user or name, "NAMESPACE": NAMESPACE,
-        "REFRESH_INTERVAL": "2s", "RETRY_INITIAL_INTERVAL": "1s", **provider_env(fake, gate), **(env or {}),
+        "REFRESH_INTERVAL": "2s", "RETRY_INITIAL_INTERVAL": "1s", "STATE_DIR": str(workdir / f"state-{name}"),
+        **provider_env(fake, gate), **(env or {}),
     }
     return Subject(name, api, fake, gate, ExporterProcess(name, full, workdir))
 
