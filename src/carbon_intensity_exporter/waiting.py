@@ -29,7 +29,7 @@ class Plan:
         text = f"starting {when}: {self.reason}"
         if self.expected is not None:
             text += f"; expected average {self.expected:.1f} {units}"
-            if self.now_value is not None and self.now_value > 0:
+            if self.now_value is not None and self.now_value > 0 and self.start > now:
                 saving = (self.now_value - self.expected) / self.now_value * 100
                 text += f", {saving:.1f}% less than starting now ({self.now_value:.1f})"
         return text
