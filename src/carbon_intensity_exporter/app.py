@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .settings import ConfigurationError, Settings
+from .settings import ConfigurationError, Settings, format_duration
 
 if TYPE_CHECKING:
     from .events import EventRecorder
@@ -135,7 +135,7 @@ def run_exporter(
             "exporting %s for %s every %s%s",
             settings.provider.value,
             ", ".join(settings.regions),
-            settings.refresh_interval,
+            format_duration(settings.refresh_interval),
             f" (leader election as {settings.pod_name})" if elector is not None else "",
         )
         exporter.heartbeat = time.monotonic()

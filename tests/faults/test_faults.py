@@ -327,7 +327,7 @@ def test_api_500_on_delete(world: World) -> None:
 
 def test_api_500_on_create(world: World) -> None:
     api_fault(world, "API server 500 on create (after our delete)",
-              lambda api: api.fail_next(2, 500, "create", "configmaps"), lambda api: None,
+              lambda api: api.fail_next(2, 500, "create", "configmaps", dry_run=False), lambda api: None,
               ("create of ConfigMap", "API server answered 500"), counted=False,
               did="create retried within the same replacement (0.1 s backoff); absent only for the retries; "
                   "logged as a warning (not counted: the replacement succeeded)")
