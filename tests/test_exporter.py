@@ -35,6 +35,11 @@ def file_settings(path: Path, **overrides: Any) -> Settings:
     return load_settings(provider="File", forecast_file=str(path), region="westus", metrics_port=0, **overrides)
 
 
+def once(api: FakeKubeAPI, settings: Settings) -> int:
+    """One ``run --once`` cycle in-process against the fake API server; the exit code."""
+    return run_exporter(settings, once=True, dry_run=False, client=client(api))
+
+
 def client(api: FakeKubeAPI) -> Any:
     from lightkube import Client
 
@@ -48,7 +53,7 @@ def client(api: FakeKubeAPI) -> Any:
 def test_once_publishes_fresh_data(kubeapi: FakeKubeAPI, tmp_path: Path) -> None:
     path = tmp_path / "forecast.json"
     write_forecast(path, 100, 200, 300)
-    assert run_exporter(file_settings(path), once=True, dry_run=False, client=client(kubeapi)) == 0
+    assert once(kubeapi, file_settings(path)) == 0
     cm = stored(kubeapi)
     assert cm is not None
     assert cm["data"]["message"] == ""
@@ -61,12 +66,12 @@ def test_once_publishes_fresh_data(kubeapi: FakeKubeAPI, tmp_path: Path) -> None
 def test_a_failed_fetch_publishes_the_fallback_with_the_last_data(kubeapi: FakeKubeAPI, tmp_path: Path) -> None:
     path = tmp_path / "forecast.json"
     write_forecast(path, 100, 200, 300)
-    assert run_exporter(file_settings(path), once=True, dry_run=False, client=client(kubeapi)) == 0
+    assert once(kubeapi, file_settings(path)) == 0
     before = stored(kubeapi)
     assert before is not None
     path.write_text("[{truncated")
     time.sleep(1.1)  # a heartbeat one second later
-    assert run_exporter(file_settings(path), once=True, dry_run=False, client=client(kubeapi)) == 1
+    assert once(kubeapi, file_settings(path)) == 1
     after = stored(kubeapi)
     assert after is not None
     assert after["binaryData"] == before["binaryData"]  # restart + failure: nothing lost
@@ -80,9 +85,9 @@ def test_a_failed_fetch_publishes_the_fallback_with_the_last_data(kubeapi: FakeK
 def test_empty_data_never_replaces_good_data(kubeapi: FakeKubeAPI, tmp_path: Path) -> None:
     path = tmp_path / "forecast.json"
     write_forecast(path, 100, 200)
-    run_exporter(file_settings(path), once=True, dry_run=False, client=client(kubeapi))
+    once(kubeapi, file_settings(path))
     path.write_text("[]")
-    assert run_exporter(file_settings(path), once=True, dry_run=False, client=client(kubeapi)) == 1
+    assert once(kubeapi, file_settings(path)) == 1
     cm = stored(kubeapi)
     assert cm is not None
     assert cm["data"]["numOfRecords"] == "2"
@@ -92,9 +97,9 @@ def test_empty_data_never_replaces_good_data(kubeapi: FakeKubeAPI, tmp_path: Pat
 def test_a_forecast_entirely_in_the_past_is_refused(kubeapi: FakeKubeAPI, tmp_path: Path) -> None:
     path = tmp_path / "forecast.json"
     write_forecast(path, 100, 200)
-    run_exporter(file_settings(path), once=True, dry_run=False, client=client(kubeapi))
+    once(kubeapi, file_settings(path))
     write_forecast(path, 1, 2, start=now() - timedelta(days=2))  # clock skew or a stale provider
-    assert run_exporter(file_settings(path), once=True, dry_run=False, client=client(kubeapi)) == 1
+    assert once(kubeapi, file_settings(path)) == 1
     cm = stored(kubeapi)
     assert cm is not None
     assert cm["data"]["minForecast"] == "100.000000"
@@ -103,7 +108,7 @@ def test_a_forecast_entirely_in_the_past_is_refused(kubeapi: FakeKubeAPI, tmp_pa
 
 def test_no_data_ever_publishes_an_empty_array_and_the_reason(kubeapi: FakeKubeAPI, tmp_path: Path) -> None:
     settings = file_settings(tmp_path / "missing.json")
-    assert run_exporter(settings, once=True, dry_run=False, client=client(kubeapi)) == 1
+    assert once(kubeapi, settings) == 1
     cm = stored(kubeapi)
     assert cm is not None
     assert cm["data"]["numOfRecords"] == "0"
@@ -115,9 +120,9 @@ def test_no_data_ever_publishes_an_empty_array_and_the_reason(kubeapi: FakeKubeA
 def test_data_running_out_is_said_in_the_message(kubeapi: FakeKubeAPI, tmp_path: Path) -> None:
     path = tmp_path / "forecast.json"
     write_forecast(path, 100, minutes=60)  # covers one hour only
-    run_exporter(file_settings(path), once=True, dry_run=False, client=client(kubeapi))
+    once(kubeapi, file_settings(path))
     path.unlink()
-    run_exporter(file_settings(path), once=True, dry_run=False, client=client(kubeapi))
+    once(kubeapi, file_settings(path))
     cm = stored(kubeapi)
     assert cm is not None
     assert "the next hours are not covered" in cm["data"]["message"]
@@ -125,7 +130,7 @@ def test_data_running_out_is_said_in_the_message(kubeapi: FakeKubeAPI, tmp_path:
 
 def test_additional_regions_get_their_own_configmaps(kubeapi: FakeKubeAPI, tmp_path: Path) -> None:
     settings = load_settings(provider="Sample", region="westus", additional_regions="eastus,aws:us-west-2")
-    assert run_exporter(settings, once=True, dry_run=False, client=client(kubeapi)) == 0
+    assert once(kubeapi, settings) == 0
     for name, region in [
         ("carbon-intensity", "westus"),
         ("carbon-intensity-eastus", "eastus"),
@@ -205,7 +210,7 @@ def test_backoff_doubles_with_jitter_and_is_capped(failures: int) -> None:
 def test_restart_reads_what_is_published(kubeapi: FakeKubeAPI, tmp_path: Path) -> None:
     path = tmp_path / "forecast.json"
     write_forecast(path, 42, 43)
-    run_exporter(file_settings(path), once=True, dry_run=False, client=client(kubeapi))
+    once(kubeapi, file_settings(path))
     pub = configmap.ConfigMapPublisher(client(kubeapi), "kube-system")
     published = pub.load("carbon-intensity", "westus")
     assert published is not None
@@ -219,11 +224,11 @@ def test_a_copy_in_state_dir_covers_a_configmap_lost_between_delete_and_create(
     path, state = tmp_path / "forecast.json", tmp_path / "state"
     write_forecast(path, 100, 200, 300)
     settings = file_settings(path, state_dir=str(state))
-    assert run_exporter(settings, once=True, dry_run=False, client=client(kubeapi)) == 0
+    assert once(kubeapi, settings) == 0
     assert (state / "carbon-intensity.json.gz").exists()
     kubeapi.delete_object("configmaps", "kube-system", "carbon-intensity")  # killed after our delete
     path.unlink()  # and the provider is down at restart
-    assert run_exporter(settings, once=True, dry_run=False, client=client(kubeapi)) == 1
+    assert once(kubeapi, settings) == 1
     cm = stored(kubeapi)
     assert cm is not None
     assert cm["data"]["numOfRecords"] == "3"
@@ -235,7 +240,7 @@ def test_a_corrupt_state_copy_is_ignored(kubeapi: FakeKubeAPI, tmp_path: Path) -
     state.mkdir()
     (state / "carbon-intensity.json.gz").write_bytes(b"not gzip")
     settings = file_settings(tmp_path / "missing.json", state_dir=str(state))
-    assert run_exporter(settings, once=True, dry_run=False, client=client(kubeapi)) == 1
+    assert once(kubeapi, settings) == 1
     cm = stored(kubeapi)
     assert cm is not None
     assert cm["data"]["numOfRecords"] == "0"
