@@ -319,11 +319,16 @@ def test_recreations_counted_per_region(kubeapi: FakeKubeAPI, tmp_path: Path) ->
         rig.server.stop()
 
 
-def test_standby_reports_leader_zero(kubeapi: FakeKubeAPI, tmp_path: Path) -> None:
+def test_standby_reports_leader_zero_and_no_data(kubeapi: FakeKubeAPI, tmp_path: Path) -> None:
     rig = make_rig(kubeapi, tmp_path / "forecast.json", leading=False)
     try:
+        write_forecast(rig.path, VALUES)
+        rig.exporter.cycle(rig.target)  # holds data, as a standby holds what it read at start
+        assert rig.target.forecast is not None
         _, samples = scrape(rig.server)
         assert value(samples, "carbon_intensity_exporter_leader") == 0
+        assert find(samples, "carbon_intensity_grams_per_kwh") == []  # only the leader speaks for the data
+        assert find(samples, "carbon_intensity_forecast_records") == []
     finally:
         rig.server.stop()
 

@@ -229,11 +229,15 @@ class ExporterCollector:
         families = _Families.empty()
         provider = self._exporter.provider.name
         now = self._clock()
+        leading = self._leading()
         for target in list(self._exporter.targets):
-            self._collect_data(families, target, now)
+            if leading:
+                # A standby holds what it read at start, which may be hours old: only the leader speaks for
+                # the data, so a dashboard summing over replicas never mixes in stale values.
+                self._collect_data(families, target, now)
             self._collect_counters(families, target, provider)
         self._collect_durations(families.fetch_duration)
-        families.leader.add_metric([], 1.0 if self._leading() else 0.0)
+        families.leader.add_metric([], 1.0 if leading else 0.0)
         families.build_info.add_metric([__version__, platform.python_version()], 1.0)
         return families.all()
 
