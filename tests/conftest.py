@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.fakes.kubeapi import FakeKubeAPI
+
+# Shared machines are noisy: no per-example deadline. CI (HYPOTHESIS_PROFILE=ci) also derandomizes, so a red
+# run is reproducible; local runs keep exploring new examples.
+settings.register_profile("default", deadline=None)
+settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture

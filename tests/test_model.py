@@ -58,6 +58,8 @@ def test_time_format_is_utc_z() -> None:
         ({"location": "X", "timestamp": "2026-12-04T13:00:00", "duration": 5, "value": 1}, "no UTC offset"),
         ({"location": "X", "timestamp": "yesterday", "duration": 5, "value": 1}, "not RFC 3339"),
         ({"location": "X", "duration": 5, "value": 1}, "lacks timestamp"),
+        ({"location": "X", "timestamp": "1999-08-01T11:37:00Z", "duration": 4207813223, "value": 1}, "int32"),
+        ({"location": "X", "timestamp": "9999-12-31T23:00:00Z", "duration": 120, "value": 1}, "year 9999"),
     ],
 )
 def test_malformed_records_are_rejected_with_the_reason(item: dict[str, object], fragment: str) -> None:

@@ -18,6 +18,8 @@ from typing import Any
 
 GRAMS_PER_KWH = "gCO2eq/kWh"
 LBS_PER_MWH_TO_G_PER_KWH = 0.45359237
+#: Go consumers decode ``duration`` into an int32.
+INT32_MAX = 2**31 - 1
 
 
 class InvalidForecastError(ValueError):
@@ -68,6 +70,16 @@ class EmissionsData:
                 f"duration {self.duration!r} at {format_time(self.timestamp)} is not a whole number of "
                 "minutes >= 1 (a consumer could never match it)"
             )
+        if self.duration > INT32_MAX:
+            raise InvalidForecastError(
+                f"duration {self.duration} at {format_time(self.timestamp)} does not fit the consumer's int32"
+            )
+        try:
+            self.timestamp + timedelta(minutes=self.duration)
+        except OverflowError:
+            raise InvalidForecastError(
+                f"the slot at {format_time(self.timestamp)} lasting {self.duration} minutes ends after year 9999"
+            ) from None
         if isinstance(self.value, bool) or not isinstance(self.value, int | float):
             raise InvalidForecastError(f"value {self.value!r} at {format_time(self.timestamp)} is not a number")
         if not math.isfinite(self.value) or self.value < 0:
