@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +24,19 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+
+def install_signal_handlers(stop: threading.Event, wake: Callable[[], None]) -> None:
+    """SIGTERM and SIGINT stop the loop (the caller then releases the Lease and exits within 5 s)."""
+
+    def handler(signum: int, frame: object) -> None:
+        stop.set()
+        wake()
+
+    if threading.current_thread() is not threading.main_thread():
+        return  # embedded (tests, notebooks): the caller owns ``stop``
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
 
 
 def connect(settings: Settings) -> Any:
@@ -63,7 +77,7 @@ def run_exporter(
     Shutdown order matters with leader election: stop the loop, let an in-flight publish finish, and only
     then release the Lease, so the standby that takes over never writes alongside us.
     """
-    from . import cli, configmap
+    from . import configmap
     from .exporter import Exporter
     from .metrics import CompositeObserver, MetricsObserver, build_registry
 
@@ -120,7 +134,7 @@ def run_exporter(
         exporter.load_existing()
         if once:
             return EXIT_OK if exporter.run_once() else EXIT_FAILED
-        cli.install_signal_handlers(stop, exporter.wake)
+        install_signal_handlers(stop, exporter.wake)
         if settings.metrics_port:
             from .http import start_http_server
 

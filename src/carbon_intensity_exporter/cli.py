@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from .app import EXIT_CONFIG, EXIT_FAILED, install_signal_handlers
 from .reader import DEFAULT_CONFIGMAP
 from .settings import ConfigurationError, Settings, env_name, load_settings
 
@@ -28,7 +28,6 @@ log = logging.getLogger("carbon_intensity_exporter")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
 
 def settings_options(func: F) -> F:
@@ -258,19 +257,6 @@ def wait(duration: str, max_delay: str, configmap: str, threshold: float | None)
     if not sleep_until(plan.start, now, bound, stop):
         click.echo("carbon-intensity-exporter wait: stopped by signal", err=True)
         sys.exit(143)
-
-
-def install_signal_handlers(stop: threading.Event, wake: Callable[[], None]) -> None:
-    """SIGTERM and SIGINT stop the loop (the caller then releases the Lease and exits within 5 s)."""
-
-    def handler(signum: int, frame: object) -> None:
-        stop.set()
-        wake()
-
-    if threading.current_thread() is not threading.main_thread():
-        return  # embedded (tests, notebooks): the caller owns ``stop``
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
 
 
 if __name__ == "__main__":  # pragma: no cover

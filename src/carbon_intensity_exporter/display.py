@@ -36,10 +36,14 @@ def _clock(when: datetime) -> str:
     return when.strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _span(delta: timedelta) -> str:
-    minutes = max(0, round(delta.total_seconds() / 60))
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m"
+def format_span(delta: timedelta) -> str:
+    """``2h00m``, ``45m``, or ``0m05s`` when there are seconds: lengths and waits for people."""
+    seconds = max(0, round(delta.total_seconds()))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{seconds:02d}s" if seconds else f"{minutes}m"
 
 
 def best_window_text(
@@ -50,11 +54,11 @@ def best_window_text(
 
     where = f"{forecast.region} ({forecast.location})" if forecast.region else forecast.location
     if not windows:
-        return f"No {_span(duration)} window fits inside the forecast for {where} in the times asked."
+        return f"No {format_span(duration)} window fits inside the forecast for {where} in the times asked."
     best = windows[0]
     lines = [
-        f"Greenest {_span(duration)} window for {where}: start {_clock(best.timestamp)}"
-        + (f" (in {_span(best.timestamp - now)})" if best.timestamp > now else " (now)")
+        f"Greenest {format_span(duration)} window for {where}: start {_clock(best.timestamp)}"
+        + (f" (in {format_span(best.timestamp - now)})" if best.timestamp > now else " (now)")
         + f", end {_clock(best.end)}",
     ]
     average = f"average {best.value:.1f} {forecast.units}"

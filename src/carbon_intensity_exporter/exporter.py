@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from . import configmap
 from .model import Forecast, format_time
 from .providers.base import FetchError, Provider
-from .settings import Settings
+from .settings import Settings, format_duration
 
 log = logging.getLogger(__name__)
 
@@ -221,14 +221,13 @@ class Exporter:
             target.last_error = error
             target.failures += 1
             target.fetch_errors[error.reason] += 1
-            message = self.fallback_message(target, error, now)
+            if not target.loaded:
+                self._load(target)
             delay = backoff_delay(
                 target.failures, self.settings.retry_initial_interval, self.settings.refresh_interval
             )
             # Honour the provider's Retry-After (bounded: an absurd value must not stop refreshes for days).
             delay = max(delay, min(error.retry_after or 0.0, MAX_RETRY_AFTER))
-            if not target.loaded:
-                self._load(target)
             if not target.loaded:
                 # What is published could not be read: a fallback from memory might put older or empty data
                 # over good data. Leave the ConfigMap as it is and try again.
@@ -240,11 +239,12 @@ class Exporter:
                 )
                 target.next_due = time.monotonic() + min(delay, self.publish_retry * 5)
                 return CycleResult(fresh=False, published=False)
+            message = self.fallback_message(target, error, now)
             log.warning(
                 "fetch failed for %s: %s; publishing the last seen data, retry in %s",
                 target.region,
                 error,
-                timedelta(seconds=round(delay)),
+                format_duration(timedelta(seconds=round(delay))),
                 extra={"region": target.region, "outcome": "fallback", "reason": error.reason},
             )
         manifest = self.render(target, now, message)

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -95,12 +94,7 @@ def fetch_configmap(namespace: str, name: str, client: Any = None) -> dict[str, 
         ) from None
     except Exception as exc:
         raise ForecastUnavailableError(f"ConfigMap {namespace}/{name}: API server unreachable: {exc}") from None
-    document: dict[str, Any] = obj.to_dict()
-    binary = document.get("binaryData") or {}
-    # lightkube keeps binaryData as base64 text, as the API sends it; normalise bytes just in case.
-    for key, value in list(binary.items()):
-        if isinstance(value, bytes):
-            binary[key] = base64.b64encode(value).decode()
+    document: dict[str, Any] = obj.to_dict()  # binaryData stays base64 text, as the API sends it
     return document
 
 

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from .display import format_span
 from .model import Forecast, format_time
 from .windows import window_average
 
@@ -25,7 +26,7 @@ class Plan:
     now_value: float | None = None
 
     def line(self, now: datetime, units: str = "gCO2eq/kWh") -> str:
-        when = "now" if self.start <= now else f"at {format_time(self.start)} (in {_span(self.start - now)})"
+        when = "now" if self.start <= now else f"at {format_time(self.start)} (in {format_span(self.start - now)})"
         text = f"starting {when}: {self.reason}"
         if self.expected is not None:
             text += f"; expected average {self.expected:.1f} {units}"
@@ -33,13 +34,6 @@ class Plan:
                 saving = (self.now_value - self.expected) / self.now_value * 100
                 text += f", {saving:.1f}% less than starting now ({self.now_value:.1f})"
         return text
-
-
-def _span(delta: timedelta) -> str:
-    seconds = max(0, round(delta.total_seconds()))
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
 
 
 def plan_start(
@@ -59,7 +53,7 @@ def plan_start(
                     now_value, now_value)
     windows = forecast.best_windows(duration, now, now + max_delay + duration)
     if not windows:
-        return Plan(now, f"no {_span(duration)} window starting within --max-delay is covered by the forecast")
+        return Plan(now, f"no {format_span(duration)} window starting within --max-delay is covered by the forecast")
     best = windows[0]
     if threshold is not None:
         for record in forecast.records:
